@@ -11,10 +11,17 @@ import sys
 from typing import Sequence
 
 from exporter.backbones import UnsupportedBackboneError
+from runtime.manifest import BuildError
 
 __all__ = ["main"]
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, UnsupportedBackboneError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    UnsupportedBackboneError,
+    BuildError,
+)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -74,16 +81,47 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_build(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="export model.pt (or a PABEE folder) to per-layer engines + manifest")
+    p.add_argument("model", help="model.pt, or a Hugging Face folder in the PABEE reference layout")
+    p.add_argument("-o", "--output", required=True, help="build folder to create")
+    p.add_argument("--force", action="store_true", help="replace an existing build folder")
+    p.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime")
+    p.add_argument(
+        "--max-seq-len", type=int, default=None, help="longest token sequence the build accepts (default: 128, or less)"
+    )
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--parity-tolerance", type=float, default=1e-4, help="max-abs error allowed per exit output")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from exporter.build import BuildOptions, build
+
+    if args.opset < 17:
+        raise ValueError(f"--opset must be >= 17; got {args.opset}")
+    options = BuildOptions(
+        backend=args.backend,
+        opset=args.opset,
+        max_seq_len=args.max_seq_len,
+        parity_tolerance=args.parity_tolerance,
+        force=args.force,
+    )
+    build(args.model, args.output, options, progress=not args.no_progress)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m exporter", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_build(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _run_train}
+    handlers = {"train": _run_train, "build": _run_build}
     try:
         return handlers[args.command](args)
     except USER_ERRORS as exc:
