@@ -28,9 +28,18 @@ class UnsupportedBackboneError(ValueError):
 
 
 def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, S] int mask (1 = token, 0 = padding) -> [B, 1, 1, S] additive float mask."""
-    keep = attention_mask[:, None, None, :].to(dtype)
-    return (1.0 - keep) * torch.finfo(dtype).min
+    """[B, S] int mask (1 = token, 0 = padding) -> [B, 1, S, S] additive float mask.
+
+    Values are exactly those of Hugging Face's eager mask: 0 for kept keys and
+    ``finfo(dtype).min`` for padding keys. It is written as expand -> invert ->
+    masked_fill (the classic ``_prepare_4d_attention_mask`` form) because that
+    is the pattern ONNX Runtime's transformer optimizer recognises when it fuses
+    a layer's attention into one ``Attention`` op.
+    """
+    batch, seq = attention_mask.shape
+    expanded = attention_mask[:, None, None, :].expand(batch, 1, seq, seq).to(dtype)
+    inverted = 1.0 - expanded
+    return inverted.masked_fill(inverted.to(torch.bool), torch.finfo(dtype).min)
 
 
 def _unwrap(output: torch.Tensor | tuple) -> torch.Tensor:

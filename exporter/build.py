@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from exporter.backends import build_engines
+from exporter.backends import EngineContext, build_engines
 from exporter.checkpoint import Checkpoint, load_model_source
 from exporter.onnx_export import DEFAULT_OPSET, export_subgraphs, plan_subgraphs
 from exporter.parity import check_parity, default_cases
@@ -45,6 +45,17 @@ class BuildOptions:
     max_seq_len: int | None = None  # None: min(128, the model's position limit)
     parity_tolerance: float = 1e-4
     force: bool = False
+    fuse: bool = True  # onnxruntime: fuse attention/layer-norm/GELU into contrib ops
+    # tensorrt backend only (see exporter.tensorrt_backend.TensorRTSettings); None opt values mean "= max",
+    # the sequence maximum is max_seq_len
+    precision: str = "fp32"  # "fp16": engines built from an fp16 ONNX variant with fp32 I/O
+    trt_min_batch: int = 1
+    trt_opt_batch: int | None = None
+    trt_max_batch: int = 32
+    trt_min_seq: int = 1
+    trt_opt_seq: int | None = None
+    trt_workspace_mib: int = 2048
+    trt_timing_cache: str | None = None  # timing cache file to reuse and update (default: one in the build)
 
 
 def _tool_versions() -> dict[str, str]:
@@ -121,6 +132,19 @@ def build(
         (tmp_dir / TOKENIZER_FILE).write_bytes(ckpt.tokenizer.json.encode("utf-8"))
         manifest = _manifest(ckpt, model_path, options, embeddings, graphs, steps, tmp_dir)
 
+        built = build_engines(
+            options.backend,
+            tmp_dir,
+            graphs,
+            EngineContext(model.num_heads, model.hidden_size, options.max_seq_len, fuse=options.fuse),
+        )
+        graphs = {name: dataclasses.replace(g, engine=built.engines.get(name)) for name, g in graphs.items()}
+        manifest = dataclasses.replace(
+            manifest, graphs=graphs, build_options={**manifest.build_options, **built.info, "fused": options.fuse}
+        )
+        bar.update(1)
+        # Parity runs on what the runtime will load: the ONNX Runtime engines (for other
+        # backends, on the portable ONNX graphs through ONNX Runtime).
         parity = check_parity(
             model,
             OrtChainExecutor.load(tmp_dir, manifest, OrtOptions()),
@@ -128,18 +152,14 @@ def build(
             options.parity_tolerance,
             progress=lambda _: bar.update(1),
         )
+        bar.close()
         log("parity vs PyTorch (max-abs error per exit output):\n" + parity.table())
         if not parity.passed:
-            bar.close()
             raise ParityError(
                 f"parity check failed ({len(parity.failures())} exit outputs beyond {options.parity_tolerance:g}):\n  "
                 + "\n  ".join(parity.failures())
             )
-        engines = build_engines(options.backend, tmp_dir, graphs)
-        graphs = {name: dataclasses.replace(g, engine=engines.get(name)) for name, g in graphs.items()}
-        bar.update(1)
-        bar.close()
-        manifest = dataclasses.replace(manifest, graphs=graphs, parity=parity.to_dict())
+        manifest = dataclasses.replace(manifest, parity=parity.to_dict())
         manifest.validate()
         (tmp_dir / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
         _publish(tmp_dir, out_dir)

@@ -92,7 +92,20 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--parity-tolerance", type=float, default=1e-4, help="max-abs error allowed per exit output")
+    p.add_argument("--no-fuse", action="store_true", help="onnxruntime: skip the attention/LayerNorm/GELU fusions")
     p.add_argument("--no-progress", action="store_true")
+    trt = p.add_argument_group("tensorrt backend (optimisation profile: min <= opt <= max; opt defaults to max)")
+    trt.add_argument("--precision", choices=["fp32", "fp16"], default=None,
+                     help="engine precision (default fp32); fp16 builds from an fp16 ONNX variant with fp32 I/O")
+    for flag, what in (("--min-batch", "smallest batch (default 1)"),
+                       ("--opt-batch", "batch to tune for (default: max)"),
+                       ("--max-batch", "largest batch (default 32)"),
+                       ("--min-seq", "shortest sequence (default 1)"),
+                       ("--opt-seq", "sequence to tune for (default: max, which is --max-seq-len)")):
+        trt.add_argument(flag, type=int, default=None, help=what)
+    trt.add_argument("--workspace-mib", type=int, default=None, help="builder workspace limit in MiB (default 2048)")
+    trt.add_argument("--timing-cache", default=None,
+                     help="TensorRT timing cache file to reuse and update (default: a new one in the build folder)")
 
 
 def _run_build(args: argparse.Namespace) -> int:
@@ -100,13 +113,30 @@ def _run_build(args: argparse.Namespace) -> int:
 
     if args.opset < 17:
         raise ValueError(f"--opset must be >= 17; got {args.opset}")
+    trt_flags = ("min_batch", "opt_batch", "max_batch", "min_seq", "opt_seq", "workspace_mib", "timing_cache")
+    trt_args = {name: getattr(args, name) for name in trt_flags if getattr(args, name) is not None}
+    if args.backend == "tensorrt":
+        from exporter.tensorrt_backend import TensorRTSettings, require_tensorrt
+
+        require_tensorrt()  # before anything is exported or written
+    elif trt_args or args.precision not in (None, "fp32"):
+        used = ["--" + n.replace("_", "-") for n in trt_args] + (["--precision"] if args.precision == "fp16" else [])
+        raise ValueError(f"{', '.join(used)}: expected only with --backend tensorrt, found --backend {args.backend}")
+    trt_options = {f"trt_{name}": value for name, value in trt_args.items()}
     options = BuildOptions(
         backend=args.backend,
         opset=args.opset,
         max_seq_len=args.max_seq_len,
         parity_tolerance=args.parity_tolerance,
         force=args.force,
+        fuse=not args.no_fuse,
+        precision=args.precision or "fp32",
+        **trt_options,
     )
+    if args.backend == "tensorrt":  # validate the profile flags before the export
+        settings = TensorRTSettings.from_build_options(options)
+        if args.max_seq_len is not None:
+            settings.profile(args.max_seq_len)
     build(args.model, args.output, options, progress=not args.no_progress)
     return 0
 

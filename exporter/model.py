@@ -89,6 +89,10 @@ def _hidden_size(config) -> int:
     return int(getattr(config, "hidden_size", None) or config.dim)
 
 
+def _num_heads(config) -> int:
+    return int(getattr(config, "num_attention_heads", None) or config.n_heads)
+
+
 def _num_layers(config) -> int:
     return int(getattr(config, "num_hidden_layers", None) or config.n_layers)
 
@@ -117,6 +121,7 @@ class MultiExitModel(nn.Module):
         self.config = self.backbone.config
         self.num_layers = _num_layers(self.config)
         self.hidden_size = _hidden_size(self.config)
+        self.num_heads = _num_heads(self.config)
         n_poolers = {"shared": 1, "per-exit": self.num_layers, "none": 0}[head.pooler]
         self.poolers = nn.ModuleList([_Pooler(self.hidden_size) for _ in range(n_poolers)])
         self.dropout = nn.Dropout(head.dropout)
@@ -186,3 +191,33 @@ class MultiExitModel(nn.Module):
     @property
     def shares_blocks(self) -> bool:
         return any(len(g) > 1 for g in self.block_groups())
+
+    # --- gradients w.r.t. word embeddings (attack harness) ------------------------------
+    def word_embeddings(self) -> nn.Embedding:
+        """The backbone's token (word) embedding table, ``[vocab, embedding_dim]``."""
+        return self.backbone.get_input_embeddings()
+
+    def embed_with_word_embeddings(
+        self,
+        word_embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``embed`` with the word-embedding lookup replaced by ``word_embeds`` ``[batch, seq, dim]``.
+
+        Positions, token types, layer norm and any projection are computed exactly as
+        in ``embed`` (``input_ids`` still drive them), so gradients of the exit outputs
+        with respect to ``word_embeds`` are gradients with respect to the looked-up
+        word vectors. With ``word_embeds = word_embeddings()(input_ids)`` the result
+        equals ``embed(input_ids, ...)``.
+        """
+        table = self.word_embeddings()
+        expected = (*input_ids.shape, table.embedding_dim)
+        if tuple(word_embeds.shape) != expected:
+            raise ValueError(f"word_embeds must have shape {expected}; got {tuple(word_embeds.shape)}")
+        handle = table.register_forward_hook(lambda _module, _args, _output: word_embeds)
+        try:
+            return self.embed(input_ids, attention_mask, token_type_ids)
+        finally:
+            handle.remove()

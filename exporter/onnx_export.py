@@ -28,7 +28,7 @@ from torch import nn
 from exporter.model import MultiExitModel
 from runtime.manifest import StepSpec, TensorSpec
 
-__all__ = ["DEFAULT_OPSET", "ExportedGraph", "SubgraphSpec", "export_subgraphs", "plan_subgraphs"]
+__all__ = ["DEFAULT_OPSET", "ExportedGraph", "SubgraphSpec", "export_subgraphs", "plan_subgraphs", "whole_model_spec"]
 
 DEFAULT_OPSET = 17
 BATCH, SEQ = "batch", "sequence"
@@ -51,6 +51,19 @@ class _LayerWithExit(nn.Module):
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model.run_layer(self.layer, hidden, attention_mask)
         return out, self.model.exit_output(self.layer, out, attention_mask)
+
+
+class _WholeModel(nn.Module):
+    """Every layer and every exit in one graph: the fused baseline the chain is measured against."""
+
+    def __init__(self, model: MultiExitModel):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return torch.stack(self.model(input_ids, attention_mask, token_type_ids))
 
 
 class _Block(nn.Module):
@@ -135,6 +148,15 @@ def plan_subgraphs(model: MultiExitModel) -> tuple[list[SubgraphSpec], str, list
         specs.append(SubgraphSpec(f"exit_{layer + 1:02d}", lambda i=layer: _Exit(model, i), exit_inputs, (exit_out,)))
     steps.sort(key=lambda s: s.layer)
     return specs, "embeddings", steps
+
+
+def whole_model_spec(model: MultiExitModel) -> SubgraphSpec:
+    """One graph for the whole model: token tensors -> ``exit_outputs`` [layers, batch, outputs]."""
+    inputs = [_tensor("input_ids", "int64", BATCH, SEQ), _tensor("attention_mask", "int64", BATCH, SEQ)]
+    if model.spec.uses_token_types:
+        inputs.append(_tensor("token_type_ids", "int64", BATCH, SEQ))
+    outputs = (_tensor("exit_outputs", "float32", model.num_layers, BATCH, model.task.num_outputs),)
+    return SubgraphSpec("whole_model", lambda: _WholeModel(model), tuple(inputs), outputs)
 
 
 def _dummy(spec: TensorSpec, batch: int, seq: int, vocab: int, generator: torch.Generator) -> torch.Tensor:

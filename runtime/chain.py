@@ -104,7 +104,8 @@ class OrtChainExecutor:
 
     @classmethod
     def load(cls, build_dir: Path, manifest: Manifest, options: OrtOptions) -> "OrtChainExecutor":
-        engines = {name: OrtEngine.load(build_dir, spec, options) for name, spec in manifest.graphs.items()}
+        use_engines = manifest.backend == "onnxruntime"  # other backends' engines are not ORT files
+        engines = {name: OrtEngine.load(build_dir, spec, options, use_engines) for name, spec in manifest.graphs.items()}
         return cls(manifest, engines)
 
     def embed(self, batch: EncodedBatch) -> np.ndarray:

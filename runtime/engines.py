@@ -64,14 +64,16 @@ class OrtEngine:
         self._output_names = spec.output_names
 
     @classmethod
-    def load(cls, build_dir: Path, spec: GraphSpec, options: OrtOptions) -> "OrtEngine":
+    def load(cls, build_dir: Path, spec: GraphSpec, options: OrtOptions, use_engine: bool = True) -> "OrtEngine":
+        """Load the graph's ONNX Runtime engine (fused graph) if it has one and ``use_engine``,
+        else its portable ONNX file."""
         import onnxruntime as ort
 
         available = ort.get_available_providers()
         missing = [p for p in options.providers if p not in available]
         if missing:
             raise EngineError(f"execution providers {missing} are not available; this onnxruntime has {available}")
-        path = build_dir / spec.onnx.file
+        path = build_dir / (spec.engine.file if use_engine and spec.engine is not None else spec.onnx.file)
         try:
             session = ort.InferenceSession(str(path), sess_options=options.session_options(), providers=list(options.providers))
         except Exception as exc:
@@ -80,7 +82,7 @@ class OrtEngine:
         actual_out = [o.name for o in session.get_outputs()]
         if actual_in != spec.input_names or actual_out != spec.output_names:
             raise ManifestError(
-                f"{spec.onnx.file}: manifest declares inputs {spec.input_names} / outputs {spec.output_names}, "
+                f"{path.name}: manifest declares inputs {spec.input_names} / outputs {spec.output_names}, "
                 f"the graph has inputs {actual_in} / outputs {actual_out}"
             )
         return cls(spec, session)
