@@ -31,6 +31,7 @@ class EngineContext:
     hidden_size: int
     max_seq_len: int
     fuse: bool = True  # onnxruntime: run the transformer fusions
+    tensorrt: Any = None  # exporter.tensorrt_backend.TensorRTSettings (tensorrt backend only)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from exporter.backends import EngineContext, build_engines
 from exporter.checkpoint import Checkpoint, load_model_source
 from exporter.onnx_export import DEFAULT_OPSET, export_subgraphs, plan_subgraphs
 from exporter.parity import check_parity, default_cases
+from exporter.tensorrt_backend import TensorRTSettings
 from runtime.chain import OrtChainExecutor
 from runtime.engines import OrtOptions
 from runtime.integrity import sha256_file
@@ -136,7 +137,13 @@ def build(
             options.backend,
             tmp_dir,
             graphs,
-            EngineContext(model.num_heads, model.hidden_size, options.max_seq_len, fuse=options.fuse),
+            EngineContext(
+                model.num_heads,
+                model.hidden_size,
+                options.max_seq_len,
+                fuse=options.fuse,
+                tensorrt=TensorRTSettings.from_build_options(options) if options.backend == "tensorrt" else None,
+            ),
         )
         graphs = {name: dataclasses.replace(g, engine=built.engines.get(name)) for name, g in graphs.items()}
         manifest = dataclasses.replace(
