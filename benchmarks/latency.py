@@ -157,6 +157,10 @@ def run_cpu_latency(cfg: CpuLatencyConfig, log: Callable[[str], Any] = print) ->
     mean_exit = float(exits.mean())
     layer_speedup = num_layers / mean_exit
     wallclock_speedup = sum(t["chain_full"]) / sum(t["chain_early"])
+    # Layer speed-up weighted by each sample's own full-depth cost: when long sentences exit later
+    # than short ones, L / mean exit overstates what any runtime can achieve.
+    full_cost = np.asarray(t["chain_full"])
+    cost_weighted_layer_speedup = float(full_cost.sum() / (full_cost * exits / num_layers).sum())
 
     log(f"batch {cfg.batch_size}: throughput full depth vs per-sample early exit ...")
     batches = [
@@ -179,6 +183,8 @@ def run_cpu_latency(cfg: CpuLatencyConfig, log: Callable[[str], Any] = print) ->
             "mean_exit_layer": mean_exit,
             "layer_speedup": layer_speedup,
             "wallclock_speedup": wallclock_speedup,
+            "cost_weighted_layer_speedup": cost_weighted_layer_speedup,
+            "wallclock_over_cost_weighted_layer_speedup": wallclock_speedup / cost_weighted_layer_speedup,
             "median_ms_per_sample": {
                 "chain_full": ms(t["chain_full"]),
                 "fused_whole_model": ms(t["fused_whole_model"]),
@@ -227,7 +233,8 @@ def format_table(result: dict[str, Any]) -> str:
         f"batch 1 median ms/sample: chain full {m['chain_full']:.3f}, fused whole model {m['fused_whole_model']:.3f}, "
         f"chain early {m['chain_early']:.3f}, PyTorch reference early {m['torch_reference_early']:.3f}; "
         f"mean exit {d['mean_exit_layer']:.2f}/{d['num_layers']} (layer speed-up {d['layer_speedup']:.2f}x, "
-        f"wall-clock {d['wallclock_speedup']:.2f}x)"
+        f"wall-clock {d['wallclock_speedup']:.2f}x; layer speed-up weighted by each sample's full-depth cost "
+        f"{d['cost_weighted_layer_speedup']:.2f}x, wall-clock over it {d['wallclock_over_cost_weighted_layer_speedup']:.3f})"
     )
     b = d["batched"]
     lines.append(
