@@ -148,3 +148,16 @@ def test_graph_io_mismatch_detected(bert_build, tmp_path):
     (dst / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="manifest declares inputs"):
         load(dst)
+
+
+def test_fused_engines_and_unfused_build_agree(tmp_path, bert_checkpoint, bert_build):
+    fused = load_manifest(bert_build)
+    assert all(g.engine is not None and g.engine.file.endswith(".ort.onnx") for g in fused.graphs.values())
+    assert fused.build_options["fused_ops"]["layer_01"].get("Attention") == 1
+    plain = build(bert_checkpoint[0], tmp_path / "plain", BuildOptions(fuse=False), **QUIET)
+    assert all(g.engine is None for g in plain.graphs.values())
+    texts = ["a fine film", "the plot is thin but the performances are strong", "dull"]
+    a = load(bert_build).predict(texts, trace=True)
+    b = load(tmp_path / "plain").predict(texts, trace=True)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.layer_outputs, y.layer_outputs, atol=1e-5)
