@@ -7,6 +7,7 @@ session options, and input checks against the manifest's graph spec.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,10 @@ class OrtOptions:
     allow_spinning: bool = True
     graph_optimization: str = "all"  # "disable" | "basic" | "extended" | "all"
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    # One CPU memory arena shared by every session of the chain (ORT's environment allocator), so
+    # consecutive layers reuse the same warm activation buffers; measured to cut most of the
+    # chain's overhead against one whole-model graph.
+    shared_arena: bool = True
 
     def session_options(self):
         import onnxruntime as ort
@@ -52,7 +57,18 @@ class OrtOptions:
         so.graph_optimization_level = levels[self.graph_optimization]
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
         so.log_severity_level = 3
+        if self.shared_arena:
+            so.add_session_config_entry("session.use_env_allocators", "1")
         return so
+
+
+@functools.lru_cache(maxsize=1)
+def register_shared_cpu_arena() -> None:
+    """Register one CPU arena allocator with ONNX Runtime's (process-wide) environment, once."""
+    import onnxruntime as ort
+
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
 
 
 class OrtEngine:
@@ -73,6 +89,8 @@ class OrtEngine:
         missing = [p for p in options.providers if p not in available]
         if missing:
             raise EngineError(f"execution providers {missing} are not available; this onnxruntime has {available}")
+        if options.shared_arena:
+            register_shared_cpu_arena()
         path = build_dir / (spec.engine.file if use_engine and spec.engine is not None else spec.onnx.file)
         try:
             session = ort.InferenceSession(str(path), sess_options=options.session_options(), providers=list(options.providers))
