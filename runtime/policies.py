@@ -88,11 +88,14 @@ def entropy(outputs: np.ndarray) -> np.ndarray:
     return h
 
 
-def _check_outputs(outputs: np.ndarray, state: ExitState, regression: bool) -> None:
+def _check_outputs(outputs: np.ndarray, state: ExitState, regression: bool | None) -> None:
+    """``regression``: True/False for task-specific policies, None for policies that fit any task."""
     if outputs.ndim != 2:
         raise PolicyError(f"exit outputs must be 2-D [batch, classes]; got shape {outputs.shape}")
     if outputs.shape[0] != len(state):
         raise PolicyError(f"exit outputs have {outputs.shape[0]} rows but the state has {len(state)}")
+    if regression is None:
+        return
     if regression and outputs.shape[1] != 1:
         raise PolicyError(f"regression policies expect one output per row; got {outputs.shape[1]}")
     if not regression and outputs.shape[1] < 2:
@@ -103,7 +106,7 @@ class ExitPolicy(ABC):
     """A rule that decides per row whether to stop after the current layer."""
 
     kind: ClassVar[str]
-    regression: ClassVar[bool] = False
+    regression: ClassVar[bool | None] = False  # None: fits classification and regression alike
 
     def new_state(self, batch_size: int) -> ExitState:
         return ExitState.fresh(batch_size)
@@ -127,9 +130,10 @@ class ExitPolicy(ABC):
 
 @dataclass(frozen=True)
 class FullDepthPolicy(ExitPolicy):
-    """Never exit early: every sample runs all layers (the baseline)."""
+    """Never exit early: every sample runs all layers (the baseline, for any task)."""
 
     kind: ClassVar[str] = "full"
+    regression: ClassVar[bool | None] = None
 
     def _fires(self, state: ExitState, outputs: np.ndarray) -> np.ndarray:
         return np.zeros(len(state), dtype=bool)

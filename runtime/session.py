@@ -83,7 +83,7 @@ class Session:
         policy = policy if policy is not None else self.default_policy
         if not isinstance(policy, ExitPolicy):
             raise PolicyError(f"policy must be an ExitPolicy; got {type(policy).__name__}")
-        if policy.regression != self.task.is_regression and policy.kind != "full":
+        if policy.regression is not None and policy.regression != self.task.is_regression:
             expected = "a regression policy (regression-patience)" if self.task.is_regression else "a classification policy"
             raise PolicyError(f"task {self.task.name!r} is {self.task.kind}: expected {expected}; got {policy.kind!r}")
         return policy

@@ -70,6 +70,8 @@ def test_last_layer_always_fires():
     t = trace([[0, 1]], [[1, 0]])
     assert replay(PatiencePolicy(5), t).exit_layer.tolist() == [2]
     assert replay(FullDepthPolicy(), t).exit_layer.tolist() == [2]
+    # full depth fits regression outputs too
+    assert replay(FullDepthPolicy(), trace([[1.0]], [[1.0]], [[1.0]])).exit_layer.tolist() == [3]
 
 
 def test_regression_patience_uses_strict_threshold():

@@ -145,3 +145,4 @@ def test_regression_build_matches_reference(stsb_build, stsb_checkpoint):
         assert all(p.scores == [p.value] and p.label is None for p in got)
     with pytest.raises(PolicyError, match="regression"):
         session.predict(pairs, policy=PatiencePolicy(1))
+    assert {p.exit_layer for p in session.predict(pairs, policy=FullDepthPolicy())} == {session.num_layers}
