@@ -16,6 +16,8 @@ __all__ = ["COMMANDS", "main"]
 # subcommand -> module providing add_parser(sub) and run(args)
 COMMANDS: dict[str, str] = {
     "demo": "benchmarks.demo_cli",
+    "latency": "benchmarks.latency_cli",
+    "slowdown": "benchmarks.slowdown_cli",
 }
 
 
