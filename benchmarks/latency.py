@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from benchmarks.timing import interleaved_medians
 from runtime.data import get_task, load_glue
 from runtime.engines import OrtOptions
 from runtime.manifest import load_manifest
@@ -85,18 +86,6 @@ class _FusedWholeModel:
         return self._session.run(None, {k: feeds[k] for k in self.input_names})[0]
 
 
-def _interleaved(variants: dict[str, Callable[[int], Any]], n: int, reps: int) -> dict[str, list[float]]:
-    """Per-sample median seconds of each variant; variants alternate sample by sample."""
-    times: dict[str, list[list[float]]] = {name: [[] for _ in range(n)] for name in variants}
-    for _ in range(reps):
-        for i in range(n):
-            for name, fn in variants.items():
-                t0 = time.perf_counter()
-                fn(i)
-                times[name][i].append(time.perf_counter() - t0)
-    return {name: [statistics.median(t) for t in per_sample] for name, per_sample in times.items()}
-
-
 def _throughput(session: Session, batches: list[EncodedBatch], policy: ExitPolicy, reps: int) -> tuple[float, float]:
     """(samples per second, mean exit layer) at the given batches, best of ``reps``."""
     best = float("inf")
@@ -134,7 +123,7 @@ def run_cpu_latency(cfg: CpuLatencyConfig, log: Callable[[str], Any] = print) ->
             session.run_encoded(b, full)
             session.run_encoded(b, policy)
         log(f"batch 1: {len(singles)} sentences x {cfg.reps} interleaved repetitions ...")
-        t = _interleaved(
+        t = interleaved_medians(
             {
                 "chain_full": lambda i: session.run_encoded(singles[i], full),
                 "fused_whole_model": lambda i: fused.run(singles[i]),
@@ -145,7 +134,7 @@ def run_cpu_latency(cfg: CpuLatencyConfig, log: Callable[[str], Any] = print) ->
         )
         torch_n = min(cfg.torch_n, len(singles))
         log(f"batch 1, PyTorch eager reference vs chain: {torch_n} sentences x {cfg.reps} ...")
-        tt = _interleaved(
+        tt = interleaved_medians(
             {
                 "torch_early": lambda i: reference.run_encoded(singles[i], policy),
                 "chain_early": lambda i: session.run_encoded(singles[i], policy),

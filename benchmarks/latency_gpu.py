@@ -28,7 +28,6 @@ import dataclasses
 import json
 import platform
 import statistics
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from benchmarks.timing import interleaved_medians
 from runtime.policies import ExitPolicy, FullDepthPolicy
 
 __all__ = ["GpuLatencyConfig", "format_gpu_table", "run_gpu_latency", "summarize_batch"]
@@ -132,18 +132,6 @@ def format_gpu_table(result: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- measurement
 
 
-def _interleaved(variants: dict[str, Callable[[int], Any]], n: int, reps: int) -> dict[str, list[float]]:
-    """Per-request median seconds of each variant; variants alternate request by request."""
-    times: dict[str, list[list[float]]] = {name: [[] for _ in range(n)] for name in variants}
-    for _ in range(reps):
-        for i in range(n):
-            for name, fn in variants.items():
-                t0 = time.perf_counter()
-                fn(i)
-                times[name][i].append(time.perf_counter() - t0)
-    return {name: [statistics.median(t) for t in per_request] for name, per_request in times.items()}
-
-
 def _executor(cfg: GpuLatencyConfig, manifest: Any) -> Any:
     if cfg.executor == "tensorrt":
         from runtime.gpu.tensorrt import TensorRTExecutor
@@ -231,7 +219,7 @@ def run_gpu_latency(build_dir: Path, executor: str = "torch", json_path: Path | 
             for fn in variants.values():
                 fn(i)
         log(f"batch {size}: {len(batches)} requests x {cfg.reps} interleaved repetitions ...")
-        times = _interleaved(variants, len(batches), cfg.reps)
+        times = interleaved_medians(variants, len(batches), cfg.reps)
         early = [chain.run(b, policy, check_every=1) for b in batches]
         batches_out[str(size)] = summarize_batch(
             times, num_layers=num_layers, rows=[len(b) for b in batches],
