@@ -92,3 +92,20 @@ def glue_dir() -> Path:
     if not (GLUE_DIR / "SST-2" / "dev.tsv").exists():
         pytest.skip(f"GLUE data not found at {GLUE_DIR} (set PABEE_GLUE_DIR)")
     return GLUE_DIR
+
+
+@pytest.fixture(scope="session")
+def cuda_kernels(tmp_path_factory):
+    """The real exit kernels (``kernels.loader.ExitKernels``); skips without a CUDA GPU or cuda-python."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU (torch.cuda.is_available() is False)")
+    try:
+        import cuda.core  # noqa: F401
+    except ImportError:
+        pytest.skip('cuda-python not installed (pip install "cuda-python[all]")')
+    from kernels.loader import CudaPythonUnavailable, ExitKernels
+
+    try:
+        return ExitKernels(cache_dir=tmp_path_factory.mktemp("kernel-cache"))
+    except CudaPythonUnavailable as exc:  # cuda.core present but NVRTC/bindings missing
+        pytest.skip(f"cuda-python not installed completely: {exc}")

@@ -238,22 +238,6 @@ def test_stream_is_cuda_only(bert):
 
 
 @pytest.fixture(scope="module")
-def cuda_kernels(tmp_path_factory):
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU (torch.cuda.is_available() is False)")
-    try:
-        import cuda.core  # noqa: F401
-    except ImportError:
-        pytest.skip('cuda-python not installed (pip install "cuda-python[all]")')
-    from kernels.loader import CudaPythonUnavailable, ExitKernels
-
-    try:
-        return ExitKernels(cache_dir=tmp_path_factory.mktemp("kernel-cache"))
-    except CudaPythonUnavailable as exc:
-        pytest.skip(f"cuda-python not installed completely: {exc}")
-
-
-@pytest.fixture(scope="module")
 def bert_cuda(bert, cuda_kernels):
     from runtime.gpu.executors import TorchCudaExecutor
 

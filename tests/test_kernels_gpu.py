@@ -48,22 +48,6 @@ CLASSES = (2, 3, 1000)
 KINDS = ("full", "patience", "regression-patience", "entropy", "max-prob")
 
 
-@pytest.fixture(scope="module")
-def kern(tmp_path_factory: pytest.TempPathFactory):  # -> ExitKernels
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU (torch.cuda.is_available() is False)")
-    try:
-        import cuda.core  # noqa: F401
-    except ImportError:
-        pytest.skip('cuda-python not installed (pip install "cuda-python[all]")')
-    from kernels.loader import CudaPythonUnavailable, ExitKernels
-
-    try:
-        return ExitKernels(cache_dir=tmp_path_factory.mktemp("kernel-cache"))
-    except CudaPythonUnavailable as exc:  # cuda.core present but NVRTC/bindings missing
-        pytest.skip(f"cuda-python not installed completely: {exc}")
-
-
 def cuda(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).cuda()
 
@@ -106,10 +90,10 @@ def params_for(kind: str, logits: np.ndarray) -> KernelParams:
     return KernelParams(kind, patience=2 if kind == "patience" else 0)
 
 
-def test_argument_layout_matches_the_loader(kern) -> None:
+def test_argument_layout_matches_the_loader(cuda_kernels) -> None:
     for name, signature in KERNEL_SIGNATURES.items():
         try:
-            sizes = kern.argument_sizes(name)
+            sizes = cuda_kernels.argument_sizes(name)
         except (AttributeError, NotImplementedError) as exc:
             pytest.skip(f"this cuda.core cannot report kernel arguments: {exc}")
         assert sizes == [ARG_SIZES[ctype] for _, ctype in signature], name
@@ -120,7 +104,7 @@ def test_argument_layout_matches_the_loader(kern) -> None:
 @pytest.mark.parametrize("classes", CLASSES)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("last_layer", [False, True])
-def test_step_matches_reference(kern, kind: str, batch: int, classes: int, dtype: str, last_layer: bool) -> None:
+def test_step_matches_reference(cuda_kernels, kind: str, batch: int, classes: int, dtype: str, last_layer: bool) -> None:
     if kind == "regression-patience":
         if classes != CLASSES[0]:
             pytest.skip("regression has one output per row: run once per batch size")
@@ -136,8 +120,8 @@ def test_step_matches_reference(kern, kind: str, batch: int, classes: int, dtype
 
     from kernels.loader import DeviceState
 
-    dev_state = DeviceState.from_numpy(state, kern.torch_device)
-    kern.step(params, cuda(logits), cuda(active_idx), dev_state, layer=layer, num_layers=num_layers)
+    dev_state = DeviceState.from_numpy(state, cuda_kernels.torch_device)
+    cuda_kernels.step(params, cuda(logits), cuda(active_idx), dev_state, layer=layer, num_layers=num_layers)
     assert_states_equal(dev_state.to_numpy(), want, f"{kind} {dtype} B={batch} C={classes}")
 
 
@@ -158,26 +142,26 @@ def chain_policies(trace: np.ndarray) -> list[ExitPolicy]:
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("classes", (1,) + CLASSES)
-def test_chain_matches_replay(kern, batch: int, classes: int, dtype: str) -> None:
+def test_chain_matches_replay(cuda_kernels, batch: int, classes: int, dtype: str) -> None:
     from kernels.loader import run_chain_device
 
     trace = make_trace(np.random.default_rng([7, batch, classes]), 6, batch, classes).astype(dtype)
     device_trace = cuda(trace)
     for policy in chain_policies(trace):
-        got = run_chain_device(kern, policy, device_trace)
+        got = run_chain_device(cuda_kernels, policy, device_trace)
         want = replay(policy, trace)
         np.testing.assert_array_equal(got.exit_layer, want.exit_layer, err_msg=f"{policy} {dtype}")
         np.testing.assert_array_equal(got.outputs, want.outputs.astype(np.float32), err_msg=f"{policy} {dtype}")
         assert got.remaining_per_layer == run_chain_reference(policy, trace).remaining_per_layer
 
 
-def test_chain_with_a_large_batch(kern) -> None:
+def test_chain_with_a_large_batch(cuda_kernels) -> None:
     """More than 16 compaction tiles (4096 rows each) and more rows than gridDim.y allows."""
     from kernels.loader import run_chain_device
 
     trace = make_trace(np.random.default_rng(11), 5, 100_000, 3)
     for policy in (PatiencePolicy(1), FullDepthPolicy()):
-        got = run_chain_device(kern, policy, cuda(trace))
+        got = run_chain_device(cuda_kernels, policy, cuda(trace))
         want = replay(policy, trace)
         np.testing.assert_array_equal(got.exit_layer, want.exit_layer)
         np.testing.assert_array_equal(got.outputs, want.outputs)
@@ -185,7 +169,7 @@ def test_chain_with_a_large_batch(kern) -> None:
 
 @pytest.mark.parametrize("n_active", [0, 1, 7, 31, 32, 33, 4095, 4096, 4097, 100_000])
 @pytest.mark.parametrize("done_rate", [0.0, 0.3, 0.97, 1.0])
-def test_compact_matches_reference(kern, n_active: int, done_rate: float) -> None:
+def test_compact_matches_reference(cuda_kernels, n_active: int, done_rate: float) -> None:
     rng = np.random.default_rng([n_active, int(done_rate * 100)])
     total = n_active + 17
     done = (rng.random(total) < done_rate).astype(np.uint8)
@@ -195,7 +179,7 @@ def test_compact_matches_reference(kern, n_active: int, done_rate: float) -> Non
     out_idx = torch.full((n_active,), -5, dtype=torch.int32, device="cuda")
     keep_rows = torch.full((n_active,), -5, dtype=torch.int32, device="cuda")
     n_remaining = torch.full((1,), -5, dtype=torch.int32, device="cuda")
-    kern.compact(cuda(done), cuda(active_idx), out_idx, keep_rows, n_remaining)
+    cuda_kernels.compact(cuda(done), cuda(active_idx), out_idx, keep_rows, n_remaining)
     m = int(n_remaining.item())
     assert m == want.n_remaining
     np.testing.assert_array_equal(out_idx[:m].cpu().numpy(), want.active_idx)
@@ -203,7 +187,7 @@ def test_compact_matches_reference(kern, n_active: int, done_rate: float) -> Non
     assert (out_idx[m:] == -5).all().item()  # nothing written past n_remaining
 
 
-def test_device_counts(kern) -> None:
+def test_device_counts(cuda_kernels) -> None:
     """n_active_dev / n_rows_dev: the counts come from device memory, clamped to the capacity."""
     from kernels.loader import DeviceState
 
@@ -213,9 +197,9 @@ def test_device_counts(kern) -> None:
         want = state.copy()
         step_reference(KernelParams("patience", patience=1), logits, active_idx, want, layer=2, num_layers=4,
                        n_active_dev=count)
-        dev_state = DeviceState.from_numpy(state, kern.torch_device)
+        dev_state = DeviceState.from_numpy(state, cuda_kernels.torch_device)
         count_dev = torch.tensor([count], dtype=torch.int32, device="cuda")
-        kern.patience_step(cuda(logits), cuda(active_idx), dev_state, layer=2, num_layers=4, patience=1,
+        cuda_kernels.patience_step(cuda(logits), cuda(active_idx), dev_state, layer=2, num_layers=4, patience=1,
                            n_active_dev=count_dev)
         got = dev_state.to_numpy()
         assert_states_equal(got, want, f"n_active_dev={count}")
@@ -224,13 +208,13 @@ def test_device_counts(kern) -> None:
         out_idx = torch.empty(300, dtype=torch.int32, device="cuda")
         keep_rows = torch.empty(300, dtype=torch.int32, device="cuda")
         n_rem = torch.empty(1, dtype=torch.int32, device="cuda")
-        kern.compact(dev_state.done, cuda(active_idx), out_idx, keep_rows, n_rem, n_active_dev=count_dev)
+        cuda_kernels.compact(dev_state.done, cuda(active_idx), out_idx, keep_rows, n_rem, n_active_dev=count_dev)
         assert n_rem.item() == comp.n_remaining
         np.testing.assert_array_equal(keep_rows[: comp.n_remaining].cpu().numpy(), comp.keep_rows)
 
         hidden = torch.randn((300, 4, 8), device="cuda")
         out = torch.zeros((300, 4, 8), device="cuda")
-        kern.gather(hidden, keep_rows, out, n_rows_dev=n_rem)
+        cuda_kernels.gather(hidden, keep_rows, out, n_rows_dev=n_rem)
         m = comp.n_remaining
         np.testing.assert_array_equal(out[:m].cpu().numpy(), gather_reference(hidden.cpu().numpy(), comp.keep_rows))
         assert (out[m:] == 0).all().item()
@@ -239,7 +223,7 @@ def test_device_counts(kern) -> None:
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "int64", "uint8"])
 @pytest.mark.parametrize("shape", [(7, 5, 3), (4096, 16, 24), (1, 1, 1), (100_000, 1, 2), (3, 128, 768)])
 @pytest.mark.parametrize("misaligned", [False, True])
-def test_gather_matches_reference(kern, dtype: str, shape: tuple[int, int, int], misaligned: bool) -> None:
+def test_gather_matches_reference(cuda_kernels, dtype: str, shape: tuple[int, int, int], misaligned: bool) -> None:
     rng = np.random.default_rng([shape[0], shape[2]])
     tdtype = getattr(torch, dtype)
     full = (torch.randn((shape[0] + 1,) + shape[1:], device="cuda") * 100).to(tdtype)
@@ -248,29 +232,29 @@ def test_gather_matches_reference(kern, dtype: str, shape: tuple[int, int, int],
     src = full[1:] if misaligned else full[:-1]  # [1:] shifts the base address by one row
     keep = np.sort(rng.choice(shape[0], size=max(1, (2 * shape[0]) // 3), replace=False)).astype(np.int32)
     out = torch.empty((keep.size,) + tuple(src.shape[1:]), dtype=tdtype, device="cuda")
-    kern.gather(src, cuda(keep), out)
+    cuda_kernels.gather(src, cuda(keep), out)
     want = gather_reference(src.view(torch.uint8).cpu().numpy() if dtype != "uint8" else src.cpu().numpy(), keep)
     got = out.view(torch.uint8).cpu().numpy() if dtype != "uint8" else out.cpu().numpy()
     np.testing.assert_array_equal(got, want)  # byte-exact copy
 
 
-def test_launches_follow_torchs_current_stream(kern) -> None:
+def test_launches_follow_torchs_current_stream(cuda_kernels) -> None:
     from kernels.loader import DeviceState
 
     logits = torch.randn((4096, 3), device="cuda")
     active = torch.arange(4096, dtype=torch.int32, device="cuda")
-    state = DeviceState.fresh(4096, 3, kern.torch_device)
+    state = DeviceState.fresh(4096, 3, cuda_kernels.torch_device)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        assert kern._stream().__cuda_stream__()[1] == side.cuda_stream
-        kern.full_step(logits, active, state, layer=2, num_layers=2)
+        assert cuda_kernels._stream().__cuda_stream__()[1] == side.cuda_stream
+        cuda_kernels.full_step(logits, active, state, layer=2, num_layers=2)
         snapshot = state.done.clone()  # ordered after the kernel on the same stream
     side.synchronize()
     assert snapshot.sum().item() == 4096
 
 
-def test_cubin_cache_is_reused(tmp_path: Path, kern) -> None:
+def test_cubin_cache_is_reused(tmp_path: Path, cuda_kernels) -> None:
     from kernels.loader import ExitKernels
 
     first = ExitKernels(cache_dir=tmp_path)
@@ -279,5 +263,5 @@ def test_cubin_cache_is_reused(tmp_path: Path, kern) -> None:
     stamp = files[0].stat().st_mtime_ns
     second = ExitKernels(cache_dir=tmp_path)
     assert list(tmp_path.glob("*.cubin")) == files and files[0].stat().st_mtime_ns == stamp
-    assert second.arch == first.arch == kern.arch
+    assert second.arch == first.arch == cuda_kernels.arch
     assert os.path.getsize(files[0]) > 0
