@@ -111,21 +111,27 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _load_weights_only(path: Path) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers only; a pickle payload is
+    refused (never executed) and corruption becomes a ``CheckpointError`` naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds Python objects other than tensors and plain containers "
+            f"(a pickle payload). Files are read with weights_only=True and nothing in them is executed. "
+            f"Loader said: {str(exc).splitlines()[0]}"
+        ) from None
+    except Exception as exc:  # truncated zip, flipped bytes, not a torch file at all
+        raise CheckpointError(f"cannot read {path} as a torch file (corrupted or not a torch file): {exc}") from None
+
+
 def _read_payload(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"model file not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; expected a model.pt file (use load_model_source for folders)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"refusing to load {path}: it holds Python objects other than tensors and plain containers "
-            f"(a pickle payload). model.pt files are read with weights_only=True and nothing in them is executed. "
-            f"Loader said: {str(exc).splitlines()[0]}"
-        ) from None
-    except Exception as exc:  # truncated zip, flipped bytes, not a torch file at all
-        raise CheckpointError(f"cannot read {path} as a torch file (corrupted or not a model.pt): {exc}") from None
+    payload = _load_weights_only(path)
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dict payload; found {type(payload).__name__}")
     return payload
@@ -249,14 +255,7 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
         except Exception as exc:
             raise CheckpointError(f"cannot read {safetensors_path}: {exc}") from None
     if bin_path.exists():
-        try:
-            return torch.load(bin_path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(
-                f"refusing to load {bin_path}: it holds a pickle payload beyond plain tensors ({exc})"
-            ) from None
-        except Exception as exc:
-            raise CheckpointError(f"cannot read {bin_path}: {exc}") from None
+        return _load_weights_only(bin_path)
     raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin")
 
 

@@ -154,3 +154,12 @@ def test_pabee_import_regression(tmp_path):
     ckpt = import_pabee_directory(folder)
     assert ckpt.model.task.kind == "regression"
     assert ckpt.default_policy["kind"] == "regression-patience"
+
+
+def test_pabee_folder_with_pickle_payload_is_refused(tmp_path):
+    folder, _, _ = _write_pabee_dir(tmp_path, "bert")
+    marker = tmp_path / "pwned"
+    torch.save({"classifiers.0.weight": _Payload(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pickle payload"):
+        import_pabee_directory(folder)
+    assert not marker.exists(), "the payload ran"
