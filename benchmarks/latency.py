@@ -2,7 +2,9 @@
 early exit turn layer savings into wall-clock savings?
 
 All timings in one run, on the same pre-tokenized dev sentences, the variants
-interleaved sample by sample and repeated; per-sample medians are summed.
+interleaved in blocks of ``block`` sentences (each variant serves a stretch of
+consecutive requests, as a server would; ``block=1`` alternates sentence by
+sentence) and repeated; per-sentence medians are summed.
 
 * ``chain_full_over_fused``: chain at full depth / one fused ONNX Runtime graph
   of the whole model (same fusions, same exits computed), batch 1.
@@ -54,6 +56,7 @@ class CpuLatencyConfig:
     n: int = 200
     torch_n: int = 100
     reps: int = 3
+    block: int = 25  # variants alternate every `block` sentences (1: sentence by sentence)
     batch_size: int = 32
     policy: ExitPolicy | None = None  # None: the build's default policy
 
@@ -122,7 +125,7 @@ def run_cpu_latency(cfg: CpuLatencyConfig, log: Callable[[str], Any] = print) ->
             fused.run(b)
             session.run_encoded(b, full)
             session.run_encoded(b, policy)
-        log(f"batch 1: {len(singles)} sentences x {cfg.reps} interleaved repetitions ...")
+        log(f"batch 1: {len(singles)} sentences x {cfg.reps} repetitions, variants alternating every {cfg.block}")
         t = interleaved_medians(
             {
                 "chain_full": lambda i: session.run_encoded(singles[i], full),
@@ -131,6 +134,7 @@ def run_cpu_latency(cfg: CpuLatencyConfig, log: Callable[[str], Any] = print) ->
             },
             len(singles),
             cfg.reps,
+            cfg.block,
         )
         torch_n = min(cfg.torch_n, len(singles))
         log(f"batch 1, PyTorch eager reference vs chain: {torch_n} sentences x {cfg.reps} ...")
@@ -141,6 +145,7 @@ def run_cpu_latency(cfg: CpuLatencyConfig, log: Callable[[str], Any] = print) ->
             },
             torch_n,
             cfg.reps,
+            cfg.block,
         )
     exits = np.asarray([int(session.run_encoded(b, policy).exit_layer[0]) for b in singles])
     mean_exit = float(exits.mean())
@@ -196,6 +201,7 @@ def run_cpu_latency(cfg: CpuLatencyConfig, log: Callable[[str], Any] = print) ->
             "n_batch1": len(singles),
             "n_torch": torch_n,
             "reps": cfg.reps,
+            "block": cfg.block,
             "threads": cfg.threads,
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "python": platform.python_version(),

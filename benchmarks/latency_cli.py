@@ -16,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=200, help="dev sentences timed at batch 1")
     p.add_argument("--torch-n", type=int, default=100, help="sentences for the PyTorch reference comparison")
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--block", type=int, default=25, help="variants alternate every BLOCK sentences (1: each sentence)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--patience", type=int, default=None, help="default: the build's policy")
     p.add_argument("--json", default=None, help="write the results as JSON")
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         n=args.n,
         torch_n=args.torch_n,
         reps=args.reps,
+        block=args.block,
         batch_size=args.batch_size,
         policy=PatiencePolicy(args.patience) if args.patience else None,
     )
