@@ -18,3 +18,13 @@ def test_latency_command_writes_every_ratio(bert_build, glue_dir, tmp_path, caps
         assert key in result["targets"]
     assert result["details"]["fused_ops_whole_model"].get("Attention", 0) == 3  # one per layer of the tiny BERT
     assert "| `chain_full_over_fused` |" in capsys.readouterr().out
+
+
+def test_interleaved_medians_alternates_in_blocks():
+    from benchmarks.timing import interleaved_medians
+
+    calls = []
+    out = interleaved_medians({"a": lambda i: calls.append(("a", i)), "b": lambda i: calls.append(("b", i))},
+                              n=5, reps=1, block=2)
+    assert calls == [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("a", 2), ("a", 3), ("b", 2), ("b", 3), ("a", 4), ("b", 4)]
+    assert set(out) == {"a", "b"} and len(out["a"]) == 5
