@@ -72,7 +72,20 @@ def _swap_all(text: AttackedText, index: int, words: Sequence[str]) -> list[Atta
     return [text.replace_word(index, w) for w in words if w and w != current]
 
 
-class WordNetSwap(Transformation):
+class _WordSwap(Transformation):
+    """Swaps each allowed word for each of its ``replacements`` (in their order)."""
+
+    @abstractmethod
+    def replacements(self, word: str) -> Sequence[str]: ...
+
+    def __call__(self, text, indices, grads, rng):
+        out: list[AttackedText] = []
+        for i in sorted(indices):
+            out.extend(_swap_all(text, i, self.replacements(text.words[i])))
+        return out
+
+
+class WordNetSwap(_WordSwap):
     name = "wordnet-synonyms"
 
     def __init__(self, wordnet: "WordNet", max_candidates: int | None = None) -> None:
@@ -82,12 +95,6 @@ class WordNetSwap(Transformation):
     def replacements(self, word: str) -> list[str]:
         found = list(self.wordnet.synonyms(word))
         return found if self.max_candidates is None else found[: self.max_candidates]
-
-    def __call__(self, text, indices, grads, rng):
-        out: list[AttackedText] = []
-        for i in sorted(indices):
-            out.extend(_swap_all(text, i, self.replacements(text.words[i])))
-        return out
 
     def params(self) -> dict[str, object]:
         return {"name": self.name, "max_candidates": self.max_candidates}
@@ -101,7 +108,7 @@ def candidate_vocabulary(vocab: Sequence[str], special_ids: set[int]) -> np.ndar
     )
 
 
-class EmbeddingNeighbourSwap(Transformation):
+class EmbeddingNeighbourSwap(_WordSwap):
     """The ``k`` nearest whole-word tokens of a one-piece word in the victim's embedding table (cosine)."""
 
     name = "embedding-neighbours"
@@ -136,12 +143,6 @@ class EmbeddingNeighbourSwap(Transformation):
                 found = tuple(picked[: self.k])
             self._cache[word] = found
         return self._cache[word]
-
-    def __call__(self, text, indices, grads, rng):
-        out: list[AttackedText] = []
-        for i in sorted(indices):
-            out.extend(_swap_all(text, i, self.replacements(text.words[i])))
-        return out
 
     def params(self) -> dict[str, object]:
         return {"name": self.name, "k": self.k, "min_cosine": self.min_cosine, "table": "victim word embeddings"}
