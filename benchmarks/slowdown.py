@@ -441,7 +441,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "- attack time: " + ", ".join(f"{k} {v:.0f} s" for k, v in report["attack_seconds"].items())
         + f" (all attacks {report['attack_wall_seconds'] / 60:.1f} min); whole run including loading and "
         f"measurement {report['total_seconds'] / 60:.1f} min",
-        *([f"- 1-minute load average (start / before latency / end): "
+        *(["- 1-minute load average (start / before latency / end): "
            + " / ".join(str(v) for v in report["load_average_1min"].values())]
           if report.get("load_average_1min") else []),
         "",

@@ -48,10 +48,6 @@ class ChainResult:
     outputs: np.ndarray  # float32 [batch, outputs] at each row's exit
     trace: np.ndarray | None = None  # float32 [layers, batch, outputs] in trace mode
 
-    @property
-    def layers_run(self) -> int:
-        return int(self.exit_layer.sum())
-
 
 def run_chain(executor: StepExecutor, batch: EncodedBatch, policy: ExitPolicy, trace: bool = False) -> ChainResult:
     num_layers = executor.num_layers
@@ -98,7 +94,6 @@ class OrtChainExecutor:
     def __init__(self, manifest: Manifest, engines: dict[str, OrtEngine]):
         self.manifest = manifest
         self.num_layers = manifest.num_layers
-        self._engines = engines
         self._embed = engines[manifest.embeddings]
         self._steps = [(engines[s.block], engines[s.exit] if s.exit else None) for s in manifest.steps]
 

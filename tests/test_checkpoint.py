@@ -1,10 +1,8 @@
 """model.pt format, refusal of pickle payloads and tampering, PABEE reference import."""
 
-import io
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
