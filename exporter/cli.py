@@ -17,8 +17,7 @@ __all__ = ["main"]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
-    FileNotFoundError,
-    FileExistsError,
+    OSError,  # missing files, existing build folders, unwritable output
     UnsupportedBackboneError,
     BuildError,
 )

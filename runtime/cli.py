@@ -32,7 +32,7 @@ __all__ = ["main", "policy_from_args"]
 
 REFERENCE_BATCH_SIZE = 64
 
-USER_ERRORS = (ManifestError, DataError, PolicyError, InputError, EngineError, FileNotFoundError, ValueError)
+USER_ERRORS = (ManifestError, DataError, PolicyError, InputError, EngineError, OSError, ValueError)
 
 
 def _add_policy_args(p: argparse.ArgumentParser) -> None:
